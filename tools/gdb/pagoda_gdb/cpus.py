@@ -121,8 +121,7 @@ pt-walk --cpu N walks through CPU N's root."""
 
     def run(self, arg, from_tty):
         parse(arg, max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         with target.physical_memory() as read_phys:
             roots, note = kernel.published_roots(read_phys)
         selected = gdb.selected_thread()

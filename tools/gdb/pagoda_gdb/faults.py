@@ -1074,7 +1074,7 @@ def user_decision(look, verdict):
         # The kernel's own decision on the same record, address and access: it is what the kill
         # path is about to use, and where it disagrees with the record it is the cause.
         asked = _kernel_decision(fault["address"])
-        vma = next((v for v in row.vmas if v.start <= fault["address"] < v.end), None)
+        vma = memory.find_vma(row.vmas, fault["address"])
         if asked is None:
             pass
         elif kind == "wrong" and vma is not None and asked[0] == "Deny" and not sentence.startswith(
@@ -1283,8 +1283,7 @@ program's own kill or nothing (why-stops goes on past those). The last line is a
 
     def run(self, arg, from_tty):
         parse(arg, max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         rules = isa(arch).gdb_faults        # the ISA's fact gatherer (faults_<isa>.py)
         if not rules:
             raise CommandError("no fault rules for %s yet" % arch)

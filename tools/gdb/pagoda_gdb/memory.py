@@ -52,10 +52,8 @@ def describe_vma(vma):
 
 
 def find_vma(vmas, address):
-    for vma in vmas:
-        if vma.start <= address < vma.end:
-            return vma
-    return None
+    """The VMA of @p vmas that covers @p address, or None."""
+    return next((vma for vma in vmas if vma.start <= address < vma.end), None)
 
 
 def pick_process(processes, arch, regs, pid=None):
@@ -128,8 +126,7 @@ lose those pages)."""
 
     def run(self, arg, from_tty):
         args = parse(arg, max_positional=1)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         pid = None
         if args.positional:
@@ -230,8 +227,7 @@ allocator calls free, a free frame with a count.  --map adds the one-screen map 
 
     def run(self, arg, from_tty):
         args = parse(arg, flags=("--map",), max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         bits = target.pa_bits(arch)[0]
         with target.physical_memory() as read_phys:
@@ -280,8 +276,7 @@ stopped inside the swapper, the records are mid-change."""
 
     def run(self, arg, from_tty):
         args = parse(arg, flags=("--all",), max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         with target.physical_memory() as read_phys:
             try:
                 census = swap_census(arch, read_phys)
@@ -310,8 +305,7 @@ page."""
 
     def run(self, arg, from_tty):
         args = parse(arg, max_positional=1)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         path = os.path.abspath(args.positional[0] if args.positional else "memview.html")
         pc = int(gdb.parse_and_eval("$pc")) & ((1 << 64) - 1)
         with target.physical_memory() as read_phys:

@@ -135,8 +135,7 @@ On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1 and ID_AA64MMFR0_EL1.PARan
 
     def run(self, arg, from_tty):
         parse(arg, max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         bits, source = target.pa_bits(arch)
         if isa(arch).registers_from == "gdbstub":     # the gdbstub's system registers alone
             regs = target.system_regs(arch)
@@ -211,8 +210,7 @@ CPU GDB reads now."""
 
     def run(self, arg, from_tty):
         args = parse(arg, options=("--root", "--cpu"), min_positional=1, max_positional=1, join=True)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         va = address(args.positional[0], "VA", want="virt")
         cpu = cpu_option(args)
         with on_cpu(cpu):
@@ -257,8 +255,7 @@ table is refused).  At most 20 problem entries are listed."""
         args = parse(arg, flags=("--user", "--kernel"), options=("--root",), max_positional=0)
         if {"--user", "--kernel"} <= args.flags:
             raise UsageError("--user and --kernel exclude each other")
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         bits = target.pa_bits(arch)[0]
         problems = []
@@ -327,8 +324,7 @@ frame that either side may write is a problem (the other process would see the w
 
     def run(self, arg, from_tty):
         args = parse(arg, min_positional=2, max_positional=2)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         bits = target.pa_bits(arch)[0]
         problems_a, problems_b = [], []
@@ -373,8 +369,7 @@ The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp
 
     def run(self, arg, from_tty):
         args = parse(arg, options=("--root",), max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         bits = target.pa_bits(arch)[0]
         with target.physical_memory() as read_phys:
@@ -428,8 +423,7 @@ takes."""
 
     def run(self, arg, from_tty):
         parse(arg, max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             table, note = kernel.published_roots(read_phys)

@@ -419,10 +419,10 @@ x86_64 it is `monitor gva2gpa VA`.  pt-walk VA walks the tables themselves."""
     def run(self, arg, from_tty):
         args = parse(arg, min_positional=1, max_positional=1)
         from . import target
-        target.require_stopped()
+        arch = target.require_stopped()
         va = int(gdb.parse_and_eval(args.positional[0])) & ((1 << 64) - 1)
         # QEMU's gva2gpa honours a guard some ISAs have (AArch64's PAN): lift it while asking.
-        reg, bit = isa(target.current_arch()).gva2gpa_masked_by or (None, 0)
+        reg, bit = isa(arch).gva2gpa_masked_by or (None, 0)
         with target.register_bits(reg, bit, 0) as lifted:
             text = gdb.execute("monitor gva2gpa %#x" % va, to_string=True).strip()
         out(text + (" (asked with PSTATE.PAN cleared, then set again)" if lifted else ""))

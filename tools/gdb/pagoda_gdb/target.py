@@ -1,6 +1,6 @@
 """The machine on the other end of `target remote`: QEMU's gdbstub.
 
-  require_stopped()        CommandError unless connected and stopped
+  require_stopped()        CommandError unless connected and stopped; the current_arch()
   current_arch()           'x86_64' or 'aarch64' (pagoda_pt's names)
   register(name)           an integer, read in the innermost frame (None if GDB lacks it)
   paging_regs(arch)        the dict pagoda_pt's walk/dump take (CR0/CR3/CR4/EFER, TTBRs...)
@@ -39,7 +39,8 @@ NOT_CONNECTED = ("not connected to QEMU: start a session with ./pagoda gdb, or r
 
 
 def require_stopped():
-    """Raises CommandError unless GDB is connected to a target that is stopped."""
+    """Raises CommandError unless GDB is connected to a target that is stopped; returns its ISA
+    (current_arch())."""
     inferior = gdb.selected_inferior()
     connection = getattr(inferior, "connection", None)
     if inferior.pid == 0 or connection is None:
@@ -49,7 +50,7 @@ def require_stopped():
         raise CommandError(NOT_CONNECTED)
     if thread.is_running():
         raise CommandError("the machine is running: interrupt it first (Ctrl-C)")
-    return inferior
+    return current_arch()
 
 
 def current_arch():

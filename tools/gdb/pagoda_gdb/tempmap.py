@@ -158,8 +158,7 @@ mapped, is named below the table."""
 
     def run(self, arg, from_tty):
         parse(arg, max_positional=0)
-        target.require_stopped()
-        arch = target.current_arch()
+        arch = target.require_stopped()
         area = read_area()
         if area is None:
             raise CommandError("the temp-map area is not made yet (vm::init() makes it; lab 4)")
