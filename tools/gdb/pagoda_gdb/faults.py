@@ -818,13 +818,10 @@ def _process_audit(look, verdict):
                                  roots)
 
 
-def _last_refused_call():
-    """The last memory call the kernel refused (its own words), or None."""
+def _kernel_text(name):
+    """The string the kernel's `const char*` @p name points at, read from its memory."""
     import gdb
-    try:
-        return gdb.parse_and_eval("(const char*)%s" % C.LAST_REFUSED_CALL).string(errors="replace") or None
-    except (gdb.error, RuntimeError, ValueError):
-        return None
+    return gdb.parse_and_eval("(const char*)%s" % name).string(errors="replace")
 
 
 def _last_failure():
@@ -833,8 +830,7 @@ def _last_failure():
     import gdb
     try:
         count = int(gdb.parse_and_eval(C.FAILURE_COUNT))
-        text = gdb.parse_and_eval("(const char*)%s" % C.LAST_FAILURE).string(errors="replace") if count else ""
-        return text, count
+        return (_kernel_text(C.LAST_FAILURE) if count else ""), count
     except (gdb.error, RuntimeError, ValueError):
         return None, 0
 
@@ -849,7 +845,9 @@ def _kernel_failure(look, verdict):
     sentence = kernel_failure_verdict(text, count)
     if sentence is not None:
         return sentence
-    return Finding(None, [what_was_checked(look.rows, text, count, _last_refused_call())])
+    # (the last memory call the kernel refused, in its own words)
+    refused = _quiet(_kernel_text, C.LAST_REFUSED_CALL) or None
+    return Finding(None, [what_was_checked(look.rows, text, count, refused)])
 
 
 def _stalled_wait(look, verdict):
@@ -893,10 +891,8 @@ def note_run_start():
     """why-stops, stopped at a checkpoint: when it is the one before a run's first process, notes
     the allocator's bitmap (the run's end is judged against it)."""
     import gdb
-    from . import kernel
-    before = kernel.symbol_address(C.fact_symbol("run_checkpoint_before"))
     try:
-        if before is not None and int(gdb.newest_frame().read_var("a")) == before:
+        if _checkpoint_is("run_checkpoint_before"):
             _run["before"] = _checkpoint_bitmap()
             _run["user_frames"].clear()
             _run["table_frames"].clear()
@@ -909,7 +905,7 @@ def _run_leaks(look, verdict):
     in use now that were free then are what the teardowns left (pagoda_pt.diagnose
     .frames_left_after_run), named by what an earlier look saw in them."""
     from pagoda_pt.diagnose import frames_left_after_run
-    if _run["before"] is None or not (_stopped_in(C.CHECKPOINT) and _checkpoint_is_run_end()):
+    if _run["before"] is None or not (_stopped_in(C.CHECKPOINT) and _checkpoint_is("run_checkpoint_ended")):
         return None
     leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
     return frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
@@ -1308,14 +1304,15 @@ def _stopped_in(name):
         return False
 
 
-def _checkpoint_is_run_end():
-    """Stopped at pagoda_grader_checkpoint: whether its tag is the end of a run (every process
-    reaped), the only checkpoint worth a look."""
+def _checkpoint_is(fact):
+    """Stopped at pagoda_grader_checkpoint: whether its tag is the kernel's fact @p fact
+    (run_checkpoint_before: a run's first process is next; run_checkpoint_ended: every process
+    reaped, the only checkpoint worth a look)."""
     import gdb
     from . import kernel
-    ended = kernel.symbol_address(C.fact_symbol("run_checkpoint_ended"))
+    tag = kernel.symbol_address(C.fact_symbol(fact))
     try:
-        return ended is not None and int(gdb.newest_frame().read_var("a")) == ended
+        return tag is not None and int(gdb.newest_frame().read_var("a")) == tag
     except (gdb.error, ValueError, RuntimeError):
         return False
 
@@ -1362,7 +1359,7 @@ machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` ju
                 gdb.events.stop.disconnect(on_stop)
             if not gdb.selected_inferior().pid:
                 return
-            if _stopped_in(C.CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+            if _stopped_in(C.CHECKPOINT) and not interrupted and not _checkpoint_is("run_checkpoint_ended"):
                 note_run_start()
                 continue
             shown += 1
