@@ -219,13 +219,13 @@ def _describe_generic(event, symbolize):
 
 
 class LogParser:
-    """Base of the per-arch parsers: feed() lines in order, then finish(); events collects
+    """Base of the per-arch parsers: feed() lines in order; events collects
     the Events, resets counts 'CPU Reset' lines, triple_fault says whether the CPU gave up.
     describe(event, symbolize) is one line for an Event of the parser's ISA."""
     arch = ""
     describe = staticmethod(_describe_generic)
 
-    def __init__(self, keep_registers=True, names=NO_NAMES):
+    def __init__(self, names=NO_NAMES):
         self.events = []
         # The kernel's names (pagoda_pt.kernelnames.KernelNames) each event is described with.
         self.names = names
@@ -233,7 +233,8 @@ class LogParser:
         self.resets = 0
         # A reader that only watches (Watcher: storms, a test's live look) keeps each event's root
         # but not its whole register dump: a long log would otherwise hold kilobytes per event.
-        self.keep_registers = keep_registers
+        self.keep_registers = True
+        self._open = None   # the event whose lines are being read
 
     def _add(self, event):
         event.index = len(self.events)
@@ -244,17 +245,10 @@ class LogParser:
     def feed(self, line):
         raise NotImplementedError
 
-    def finish(self):
-        pass
-
 
 class X86Parser(LogParser):
     arch = "x86_64"
     describe = staticmethod(_describe_x86)
-
-    def __init__(self, names=NO_NAMES):
-        super().__init__(names=names)
-        self._open = None   # the event whose register dump is being read
 
     def feed(self, line):
         m = _X86_INT_LINE.match(line)
@@ -455,10 +449,6 @@ class AArch64Parser(LogParser):
     arch = "aarch64"
     describe = staticmethod(_describe_aarch64)
 
-    def __init__(self, names=NO_NAMES):
-        super().__init__(names=names)
-        self._open = None
-
     def feed(self, line):
         m = _A64_TAKING.match(line)
         if m:
@@ -619,7 +609,6 @@ def parse(text, arch="x86_64", names=NO_NAMES):
         lines.pop()
     for line in lines:
         parser.feed(line)
-    parser.finish()
     cut = ""
     m = re.search(r"^\[pagoda: (.*) cut by [^\]]+\]$", text, re.M)
     if m:
