@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 
 from pagoda_pt import x86_facts as _X86
-from pagoda_pt.isa import isa
+from pagoda_pt.isa import esr_class, isa
 from pagoda_pt.kernelnames import NO_NAMES
 
 EXCEPTION = "exception"     # raised by the CPU: a fault, trap or abort
@@ -324,10 +324,6 @@ ESR_FAULT_KIND_MASK = (0x3F << 26) | ISS_WNR | 0x3C
 A64_FSC_MASK = 0x3F
 # (Which fault status types are permission faults, and an exception vector entry's size: the
 # ISA's object, pagoda_pt/isa.py.)
-
-
-def esr_class(esr):
-    return (esr >> 26) & 0x3F
 
 
 def describe_abort(esr, names=NO_NAMES):

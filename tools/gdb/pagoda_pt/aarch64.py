@@ -25,8 +25,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_BITS, ADDRESS_MASK, ENTRY_BYTES, PAGE_SHIFT, Level, Perms,
-                    PhysReader, Walk, kept_entry_note, kernel_va_hint, normalize_regs, read_entry,
-                    read_table)
+                    PhysReader, Walk, bit_mask, kept_entry_note, kernel_va_hint, normalize_regs,
+                    read_entry, read_table)
 
 ARCH = "aarch64"
 
@@ -175,10 +175,6 @@ def level_shift(level: int) -> int:
     return PAGE_SHIFT + INDEX_BITS * (LAST_LEVEL - level)
 
 
-def _mask(lo: int, hi: int) -> int:
-    return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
-
-
 def _nibble_name(nibble: int) -> str:
     if nibble == NIBBLE_NC:
         return "NC"
@@ -316,8 +312,8 @@ class _Config:
         if sctlr is not None and not sctlr & SCTLR_M:
             self.notes.append("SCTLR_EL1.M=0: the MMU is off, the CPU uses VA == PA")
         self.mair = regs.get("mair_el1")
-        self.addr_mask = _mask(PAGE_SHIFT, OA_BITS - 1)
-        self.too_wide = _mask(self.pa_bits, OA_BITS - 1) if self.pa_bits < OA_BITS else 0
+        self.addr_mask = bit_mask(PAGE_SHIFT, OA_BITS - 1)
+        self.too_wide = bit_mask(self.pa_bits, OA_BITS - 1) if self.pa_bits < OA_BITS else 0
         self._perms_cache: dict[tuple, Perms] = {}
 
     def perms(self, raw: int, ap_table: int, uxn_table: bool, pxn_table: bool) -> Perms:
@@ -602,8 +598,8 @@ def top_level_entry(raw: int, pa_bits: int = OA_BITS):
     flags = decode_flags(raw, 0)
     if not raw & DESC_TABLE:
         return True, None, flags, "block descriptor at L0 (translation fault)"
-    output = raw & _mask(PAGE_SHIFT, OA_BITS - 1)
-    if pa_bits < OA_BITS and raw & _mask(pa_bits, OA_BITS - 1):
+    output = raw & bit_mask(PAGE_SHIFT, OA_BITS - 1)
+    if pa_bits < OA_BITS and raw & bit_mask(pa_bits, OA_BITS - 1):
         return True, output, flags, ("table address beyond the %d-bit PA size%s"
                                      % (pa_bits, kva_hint(raw)))
     return True, output, flags, None

@@ -90,7 +90,8 @@ def _x86_paging_off(regs):
 
 # ---- AArch64's rules ----------------------------------------------------------------------------
 
-def _esr_class(error):
+def esr_class(error):
+    """The exception class (bits 31:26) of an AArch64 syndrome (ESR)."""
     return (error >> 26) & 0x3F
 
 
@@ -98,13 +99,13 @@ def _aarch64_access(error):
     """(present, write, fetch) of an abort's ESR: an instruction abort fetched; a data abort wrote
     when WnR is set and it was no cache maintenance (CM); a leaf was there when the fault status
     is an access flag or permission fault."""
-    ec = _esr_class(error)
+    ec = esr_class(error)
     present = (error & 0x3F) >> 2 in (2, 3)
     return present, ec in (0x24, 0x25) and bool(error & (1 << 6)) and not error & (1 << 8), ec in (0x20, 0x21)
 
 
 def _aarch64_page_fault(event):
-    return event.address is not None and _esr_class(event.error or 0) in (0x20, 0x21, 0x24, 0x25)
+    return event.address is not None and esr_class(event.error or 0) in (0x20, 0x21, 0x24, 0x25)
 
 
 def _aarch64_permission_fault(error):

@@ -166,6 +166,11 @@ def read_entry(read_phys: PhysReader, entry_pa: int) -> int:
     return struct.unpack(_ENTRY_FORMAT, data)[0]
 
 
+def bit_mask(lo: int, hi: int) -> int:
+    """Bits hi..lo (inclusive) set."""
+    return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
+
+
 def bits_set(value: int, lo: int, hi: int) -> list[int]:
     """The numbers of the bits in value[hi:lo] (inclusive) that are 1."""
     return [b for b in range(lo, hi + 1) if value >> b & 1]

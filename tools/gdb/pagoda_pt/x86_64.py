@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from .x86_facts import CR0_WP, CR4_LA57, CR4_SMAP, DEFAULT_MAXPHYADDR, EFER_NXE, PTE_P, PTE_PS
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
-                    Perms, PhysReader, Walk, bits_set, describe_bits, kept_entry_note,
+                    Perms, PhysReader, Walk, bit_mask, bits_set, describe_bits, kept_entry_note,
                     kernel_va_hint, normalize_regs, read_entry, read_table)
 
 ARCH = "x86_64"
@@ -119,11 +119,6 @@ PAT_INDEX_PCD = 2
 PAT_INDEX_PAT = 4
 
 
-def _mask(lo: int, hi: int) -> int:
-    """Bits hi..lo (inclusive) set."""
-    return ((1 << (hi + 1)) - 1) & ~((1 << lo) - 1)
-
-
 def is_canonical(va: int) -> bool:
     """True when bits 63:47 of the 64-bit va are all 0 or all 1."""
     top = (va & ADDRESS_MASK) >> CANONICAL_SHIFT
@@ -139,7 +134,7 @@ def sign_extend(va: int) -> int:
 # may have been masked away as flags (make_table_entry(PhysAddr(pointer)) does that), but bits
 # 51:47 of the address field are still all set: a physical address that high exists on no
 # machine (it is 2^51 and above), so such an entry holds a virtual address.
-_KVA_FIELD_BITS = _mask(CANONICAL_SHIFT, PHYS_ADDR_LIMIT - 1)     # bits 51:47
+_KVA_FIELD_BITS = bit_mask(CANONICAL_SHIFT, PHYS_ADDR_LIMIT - 1)     # bits 51:47
 
 
 def kernel_va_in(value: int) -> Optional[int]:
@@ -147,7 +142,7 @@ def kernel_va_in(value: int) -> Optional[int]:
     looks like, page aligned, or None when it does not look like one."""
     value &= ADDRESS_MASK
     if value >> CANONICAL_SHIFT == CANONICAL_HIGH or value & _KVA_FIELD_BITS == _KVA_FIELD_BITS:
-        return sign_extend(value & _mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1) &
+        return sign_extend(value & bit_mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1) &
                            ((1 << VA_BITS) - 1)) & ~(PAGE_SIZE_4K - 1)
     return None
 
@@ -177,16 +172,16 @@ class _Config:
         self.pat_msr = regs.get("pat", PAT_POWER_ON)
         self.cr3 = regs.get("cr3")
         # Physical address field and the bits above MAXPHYADDR.
-        self.addr_mask = _mask(PAGE_SHIFT, maxphyaddr - 1)
-        self.phys_reserved = (_mask(maxphyaddr, PHYS_ADDR_LIMIT - 1)
+        self.addr_mask = bit_mask(PAGE_SHIFT, maxphyaddr - 1)
+        self.phys_reserved = (bit_mask(maxphyaddr, PHYS_ADDR_LIMIT - 1)
                               if maxphyaddr < PHYS_ADDR_LIMIT else 0)
         common = self.phys_reserved | (0 if self.nxe else PTE_NX)
         self.reserved = {
             (PML4, False): common | PTE_PS,
             (PDPT, False): common,
-            (PDPT, True): common | _mask(HUGE_RESERVED_LOW, LEVEL_SHIFT[PDPT] - 1),
+            (PDPT, True): common | bit_mask(HUGE_RESERVED_LOW, LEVEL_SHIFT[PDPT] - 1),
             (PD, False): common,
-            (PD, True): common | _mask(HUGE_RESERVED_LOW, LEVEL_SHIFT[PD] - 1),
+            (PD, True): common | bit_mask(HUGE_RESERVED_LOW, LEVEL_SHIFT[PD] - 1),
             (PT, True): common,
         }
         self.notes = []
@@ -319,7 +314,7 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
         if leaf:
             level.output &= ~(page_size - 1)
         if raw & cfg.reserved[(name, leaf)]:
-            level.output = raw & _mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1)   # all of it
+            level.output = raw & bit_mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1)   # all of it
             result.stop_reason = "reserved bit set in %s entry %d: %s%s" % (
                 name, index, "; ".join(cfg.reserved_parts(raw, name, leaf)), kva_hint(raw))
             return result
