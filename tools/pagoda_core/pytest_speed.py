@@ -39,13 +39,6 @@ def register(config):
         config.pluginmanager.register(sys.modules[__name__], NAME)
 
 
-def _busy():
-    try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
-    except OSError:
-        return False
-
-
 def pytest_timeout_set_timer(item, settings):
     if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
         return None     # pytest-timeout's thread method: left to it, scaled below
@@ -55,7 +48,7 @@ def pytest_timeout_set_timer(item, settings):
 
     def handler(signum, frame):
         __tracebackhide__ = True
-        if state["extensions"] < most and _busy():
+        if state["extensions"] < most and speed.load_factor() > 1:   # busier than its CPUs
             state["extensions"] += 1
             signal.setitimer(signal.ITIMER_REAL, period)
             return

@@ -101,7 +101,7 @@ def load_factor():
     """How much busier than its CPUs the machine is now: the 1-minute load average over the CPU
     count, at least 1."""
     try:
-        return max(1.0, min(MAX_FACTOR, os.getloadavg()[0] / (os.cpu_count() or 1)))
+        return _clamp(os.getloadavg()[0] / (os.cpu_count() or 1))
     except OSError:
         return 1.0
 
