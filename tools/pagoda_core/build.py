@@ -25,10 +25,11 @@ FIXTURES_TARGET = "kernel-fixtures"
 
 
 @contextlib.contextmanager
-def locked(preset):
-    """Holds the build lock of build/<preset> (waits for whoever holds it)."""
-    os.makedirs(paths.BUILD, exist_ok=True)
-    with open(os.path.join(paths.BUILD, f".build-{preset}.lock"), "w") as lock:
+def locked(preset, build_root=None):
+    """Holds the build lock of @p build_root/<preset> (default build/<preset>; waits for whoever holds it)."""
+    build_root = build_root or paths.BUILD
+    os.makedirs(build_root, exist_ok=True)
+    with open(os.path.join(build_root, f".build-{preset}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -121,9 +122,7 @@ def grader_user_programs(root, arch):
     <root>/build/grader-user-<arch>/; returns the directory of their ELFs. The grader's own copy
     of the programs a submission's kernel must embed (grade/pagoda_grade/programs.py)."""
     out = os.path.join(root, "build", f"grader-user-{arch}")
-    os.makedirs(os.path.join(root, "build"), exist_ok=True)
-    with open(os.path.join(root, "build", f".build-grader-user-{arch}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(f"grader-user-{arch}", os.path.join(root, "build")):
         steps = [] if os.path.exists(os.path.join(out, "CMakeCache.txt")) else \
             [["cmake", "--preset", arch, "-B", out, "-DPAGODA_USER_ONLY=ON"]]
         steps.append(["cmake", "--build", out, "--target", f"user_programs_{arch}"])
