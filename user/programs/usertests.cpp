@@ -232,25 +232,28 @@ void case_wait() {
   if (info.how != u32(abi::Termination::Exited) || info.code != code) ++g_wrong;
   refuse("wait after the child was reaped", Syscall::Wait, Errno::Child, u64(-1), va(&info), 0);
   refuse("waitpid of the reaped child", Syscall::Wait, Errno::Srch, u64(child), va(&info), 0);
-  // Two children: one ends at once, one sleeps. waitpid of the sleeper must wait for it, not reap
-  // the sibling that ended first; then the sibling, by its own pid. The token picks which is
-  // forked first and both statuses.
+  // Two children: one ends at once, one waits. waitpid of the waiting one must wait for it, not
+  // reap the sibling that ended first; then the sibling, by its own pid. The token picks which is
+  // forked first and both statuses. The waiting child yields rather than sleeps: each yield gives
+  // its sibling a turn, so the sibling has ended before it, however few instructions a timer tick
+  // brings on a loaded host (a sleep of 10 ticks did not always outlast it).
   const bool early_first = value(44) % 2 == 0;
   const i32 early_code = i32(1 + value(45) % 200), late_code = i32(1 + value(46) % 200);
   i64 early = 0, late = 0;
   for (int k = 0; k < 2; ++k) {
     const bool is_early = (k == 0) == early_first;
-    const i64 c = probe(is_early ? "fork of a child that ends at once" : "fork of a child that sleeps", Syscall::Fork,
+    const i64 c = probe(is_early ? "fork of a child that ends at once" : "fork of a child that yields", Syscall::Fork,
                         0, kSuccess);
     if (c == 0) {
-      if (!is_early) (void)sleep(10);
+      if (!is_early)
+        for (int turn = 0; turn < 1000; ++turn) (void)yield();
       exit(is_early ? early_code : late_code);
     }
     if (c < 0) return;
     (is_early ? early : late) = c;
   }
   (void)sleep(2);  // (not a probe) the child that ends at once has ended by now, most likely
-  probe("waitpid of the sleeping child while its sibling has ended", Syscall::Wait, late, kExact, u64(late), va(&info),
+  probe("waitpid of the yielding child while its sibling has ended", Syscall::Wait, late, kExact, u64(late), va(&info),
         0);
   if (info.how != u32(abi::Termination::Exited) || info.code != late_code) ++g_wrong;
   // It ended before its sibling did (that one slept): no-hang finds it ended and reaps it.
