@@ -564,7 +564,6 @@ class Runner:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, work)
-        self.futures = []
         self.lab_times = {}         # lab -> [start, end]
         self.tree_cpu = []          # CPU seconds of each build of an unchanged tree
         self.lock = threading.Lock()

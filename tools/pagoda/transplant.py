@@ -286,7 +286,6 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b
 _DIRECTIVE = re.compile(r"(?:^[ \t]*|[\n;][ \t]*(?:[\w.$]+:[ \t]*)*)(\.[A-Za-z_][\w.$]*)")
 # In an asm statement's own text, stricter: a '.' word anywhere (a directive or a '.L' label).
 _DOT_WORD = re.compile(r"(?<![\w.$])(\.[A-Za-z_][\w.$]*)")
-_ASSIGNMENT = re.compile(r"^[A-Za-z_.$][\w.$]*[ \t]*=(?!=)")
 
 
 def _decode(body):
