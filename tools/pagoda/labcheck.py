@@ -73,13 +73,6 @@ class Verdict:
         return "\n".join(lines)
 
 
-def _run_logged(argv, cwd, log_path, mode="w", env=None):
-    with open(log_path, mode) as log:
-        log.write(f"$ {' '.join(argv)}\n")
-        log.flush()
-        return subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-
-
 def _error_excerpt(log_path):
     with open(log_path, errors="replace") as f:
         lines = f.read().splitlines()
@@ -108,7 +101,10 @@ def grade_tree(tree, numbers, kernel, base, workers="auto", arch=paths.DEFAULT_A
     if kernel:      # (the tree's own build: its facts are the tree's, grade.py need not build it again)
         argv += ["--kernel", kernel]
         env = dict(os.environ, **{symbols.FACTS_ENV: ""})
-    _run_logged(argv, tree, log_path, env=env)
+    with open(log_path, "w") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        log.flush()
+        subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         with open(json_path) as f:
             data = json.load(f)
@@ -471,8 +467,7 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
         # not in it: all of them)
         cut = {n: {} if earlier_labs is None else dict.fromkeys(paths.ARCHES, earlier_labs) for n in numbers}
         if earlier_once is not None:
-            tree_arches = {n: {a: 1 for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)}
-                           for n in numbers}
+            tree_arches = {n: {a: 1 for a in _tree_arches(labs, n)} for n in numbers}
             picked = paths.one_isa_each(tree_arches, earlier_once)
             cut = {n: {a: 1 for a in tree_arches[n] if a != picked[n]} for n in numbers}
         # (each tree's grade, for the reference's submission of the lab before it: the trees are
