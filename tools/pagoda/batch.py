@@ -48,11 +48,6 @@ MAX_ANSWER = 64 << 10       # bytes of a bug hunt's answer file read from a subm
 TREE_CACHE_VARIABLE = treebuild.TREE_CACHE_VARIABLE
 
 
-def load_factor(jobs):
-    """How many submissions share each core when @p jobs run at once (>= 1)."""
-    return max(1.0, jobs / (os.cpu_count() or 1))
-
-
 @dataclass
 class Submission:
     id: str
@@ -152,7 +147,7 @@ class Batch:
         self.ref = ref
         self.keep = keep
         self.spec = lab_spec(lab, root)
-        scale = load_factor(jobs)
+        scale = max(1.0, jobs / (os.cpu_count() or 1))     # submissions sharing each core
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
