@@ -348,14 +348,6 @@ def _load():
         return "?"
 
 
-def _run_step(function, verbose):
-    """(ok, detail) of one step run here; a PagodaError is a failed step."""
-    try:
-        return function(verbose)
-    except PagodaError as e:
-        return False, str(e)
-
-
 def _level(args):
     return "full" if args.full else "ci" if args.ci else "sample"
 
@@ -368,7 +360,10 @@ def cmd_step(args):
     PROVED.clear()
     PROVED.update(p for p in (args.proved or "").split(",") if p)
     function = dict((n, f) for n, f, _ in STEPS)[args.step]
-    ok, detail = _run_step(function, args.verbose)
+    try:
+        ok, detail = function(args.verbose)
+    except PagodaError as e:    # a failed step
+        ok, detail = False, str(e)
     with open(args.result, "w") as f:
         json.dump({"ok": bool(ok), "detail": detail}, f)
     return 0 if ok else 1
