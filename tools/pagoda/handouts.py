@@ -16,6 +16,7 @@ import os
 import re
 
 from . import publish
+from pagoda_core import paths
 from pagoda_core.ui import PagodaError
 
 BEGIN = "<!-- tests: generated from lab.toml by ./pagoda labs tables --write; do not edit -->"
@@ -62,7 +63,7 @@ def stale(root):
     return found
 
 
-def cmd_tables(args, root):
+def cmd_tables(args, root=paths.ROOT):
     problems = stale(root)
     for rel, text, wanted, message in problems:
         if args.write and wanted is not None:

@@ -56,10 +56,6 @@ def cmd_publish(args):
     return 0
 
 
-def cmd_tables(args):
-    return handouts.cmd_tables(args, paths.ROOT)
-
-
 def cmd_check(args):
     deps.ensure()
     speed.export()
@@ -152,7 +148,7 @@ def add_parser(sub):
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("--write", action="store_true",
                    help="rewrite each handout's table from its lab.toml")
-    q.set_defaults(func=cmd_tables)
+    q.set_defaults(func=handouts.cmd_tables)
 
     q = labs_sub.add_parser("check", help="build and grade every lab's skeleton tree",
                             description=labcheck.__doc__,
