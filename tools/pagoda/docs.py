@@ -148,8 +148,7 @@ def is_checked(warning, root):
     full = os.path.join(root, warning.path)
     if not warning.path.endswith(HEADER_SUFFIXES) or not os.path.isfile(full):
         return True                      # a page, a directory's documentation, ...
-    with open(full, encoding="utf-8", errors="replace") as f:
-        return DOC_COMMENT.search(f.read()) is not None
+    return DOC_COMMENT.search(_read(full)) is not None
 
 
 def generate(root=paths.ROOT, output=OUTPUT, overrides=()):
