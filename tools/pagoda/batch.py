@@ -45,7 +45,6 @@ MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ell
 MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
 MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope's page
 MAX_ANSWER = 64 << 10       # bytes of a bug hunt's answer file read from a submission
-TREE_CACHE_VARIABLE = treebuild.TREE_CACHE_VARIABLE
 
 
 @dataclass
@@ -154,7 +153,7 @@ class Batch:
         self.facts = None       # the published tree's facts, the grader's constants (prepare())
         # The object cache (treebuild.py): written only by prepare()'s trusted build, read-only for
         # the submissions' (CCACHE_READONLY: none can plant an object in another's kernel).
-        self.cache = os.environ.get(TREE_CACHE_VARIABLE) or os.path.join(work, "ccache")
+        self.cache = os.environ.get(treebuild.TREE_CACHE_VARIABLE) or os.path.join(work, "ccache")
         # The tree every submission is graded in, before its regions go in (transplant.py).
         self.published = transplant.load(lab, root)
         try:

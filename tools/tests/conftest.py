@@ -17,7 +17,7 @@ for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), o
     sys.path.insert(0, _path)
 
 import labtree  # noqa: E402
-from pagoda import batch, mutants, publish, treebuild  # noqa: E402
+from pagoda import mutants, publish, treebuild  # noqa: E402
 from pagoda_core import paths, pytest_cpu, pytest_speed  # noqa: E402
 
 
@@ -30,7 +30,8 @@ def pytest_configure(config):
     # `labs check` and `labs mutants` (build/labs-check/ccache), whose lab-0 tree is these tests'
     # trees but for their patches: whichever of them compiles a file first, in ./pagoda test's
     # steps that run side by side, compiles it for the others.
-    os.environ.setdefault(batch.TREE_CACHE_VARIABLE, os.path.join(paths.ROOT, mutants.CHECK_SUBDIR, treebuild.CACHE_DIR))
+    os.environ.setdefault(treebuild.TREE_CACHE_VARIABLE,
+                          os.path.join(paths.ROOT, mutants.CHECK_SUBDIR, treebuild.CACHE_DIR))
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def tree_cache(request, tmp_path_factory):
     together (batch grading's -j 2, a Gradescope run on the other worker) all compile every file.
     The first worker to need it builds the published lab-0 tree through the cache; the others
     wait for it (a lock beside the cache), then find it filled for this run."""
-    cache = os.environ[batch.TREE_CACHE_VARIABLE]
+    cache = os.environ[treebuild.TREE_CACHE_VARIABLE]
     if not treebuild.launcher(str(tmp_path_factory.getbasetemp()), cache):
         return cache                      # no ccache: every tree builds in full, as before
     run = getattr(request.config, "workerinput", {}).get("testrunuid") or f"pid {os.getpid()}"

@@ -14,7 +14,7 @@ import pytest
 
 import labtree
 from labtree import run_git, write
-from pagoda import batch, labstart, publish, regions, treebuild
+from pagoda import labstart, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
@@ -119,7 +119,7 @@ def test_a_student_walks_through_two_labs(classroom):
     # The merged tree works: the student's labs 0 and 1 pass. Its build compiles through the object
     # cache the tool tests' other lab trees share (conftest.py): configured here, so that ./pagoda's
     # build finds it configured; a file is recompiled unless those trees compiled the same text.
-    configure = treebuild.configure_argv(clone, paths.DEFAULT_ARCH, os.environ[batch.TREE_CACHE_VARIABLE])
+    configure = treebuild.configure_argv(clone, paths.DEFAULT_ARCH, os.environ[treebuild.TREE_CACHE_VARIABLE])
     if configure:
         done = subprocess.run(configure, cwd=clone, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
