@@ -251,7 +251,7 @@ def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, e
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
-    with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
+    with mutants.TreeLock(tree):   # `labs mutants` builds its slips in the same trees
         return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier_labs, proofs,
                                  graded)
 
@@ -354,7 +354,7 @@ def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True,
     log = os.path.join(work, f"{arch}.build.log")
     open(log, "w").close()
     cpu = []
-    with mutants.tree_lock(tree):   # lab n's skeleton tree, shared with check_lab and `labs mutants`
+    with mutants.TreeLock(tree):   # lab n's skeleton tree, shared with check_lab and `labs mutants`
         publish.publish_tree(n, tree, root, sources, incremental=True)
         originals = {}
         for rel, data in changed.items():

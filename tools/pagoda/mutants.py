@@ -70,7 +70,6 @@ grader holds the lab's contract, not the reference's design. Staff-only like the
 of `./pagoda test`.
 """
 import concurrent.futures
-import contextlib
 import dataclasses
 import fcntl
 import glob
@@ -350,22 +349,21 @@ def tree_for(n, labs, root):
     return None, os.path.join(root, CHECK_SUBDIR, REFERENCE_TREE)
 
 
-@contextlib.contextmanager
-def tree_lock(tree):
-    """Holds the lock of a generated tree (`labs check` and `labs mutants` share the trees)."""
-    os.makedirs(os.path.dirname(tree), exist_ok=True)
-    with open(tree + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 class TreeLock:
-    """tree_lock() that another thread may release (after the tree's last grade)."""
+    """Holds the lock of a generated tree (`labs check` and `labs mutants` share the trees) until
+    the end of a `with` block, or until release(), which another thread may call (after the tree's
+    last grade)."""
 
     def __init__(self, tree):
         os.makedirs(os.path.dirname(tree), exist_ok=True)
         self.file = open(tree + ".lock", "w")
         fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
     def release(self):
         if not self.file.closed:
