@@ -48,30 +48,14 @@ class Access:
         return "fetched code at" if self.fetch else "wrote to" if self.write else "read"
 
 
-def kernel_privilege(arch):
-    return ARCHES[arch].kernel_privilege
-
-
-def is_page_fault(event):
-    return ARCHES[event.arch].is_page_fault(event)
-
-
 def first_kernel_fault(run):
     """The first exception the kernel itself took (not a user copy that its fix-up recovered), or
     None."""
-    kernel = run.symbolizer.elf
+    privilege = ARCHES[run.arch].kernel_privilege
     try:
-        fixups = symbols.user_fixups(kernel)
-        user_end = symbols.fact(kernel, "user_end")
-    except (AssertionError, OSError):
-        fixups, user_end = set(), 0
-    for f in run.log.faults:
-        if f.privilege != kernel_privilege(run.arch):
-            continue
-        if f.address is not None and f.address < user_end and f.pc in fixups:
-            continue  # a checked copy meeting a bad user pointer: EFAULT, not a fault
-        return f
-    return None
+        return next(iter(kernel_faults(run.symbolizer.elf, run)), None)
+    except (AssertionError, OSError):   # (no fix-up table or user_end to tell a copy's fault by)
+        return next((f for f in run.log.faults if f.privilege == privilege), None)
 
 
 # ---- A user copy that ran with the guard up ------------------------------------------------------
@@ -201,7 +185,7 @@ def kernel_fault_cause(run, f, roots=None):
     """One sentence, the cause first, for the kernel's own fault @p f (a logged Event), from
     where its address lies and what the access was; None when nothing more than the fault can
     be said. @p roots: {root: label} of the roots the grader knows (to name CR3)."""
-    if not is_page_fault(f):
+    if not ARCHES[f.arch].is_page_fault(f):
         return None
     kernel = run.symbolizer.elf
     a = Access(f)

@@ -649,13 +649,14 @@ class Booter:
         from pagoda_pt import picture
         from pagoda_pt.isa import cpus_of
         from . import causes
+        from .witness import ARCHES
         start = time.monotonic()
         try:
             first = causes.first_kernel_fault(run)
             which = "The first fault the kernel itself took"
             if first is None and run.log.faults:
                 first, which = run.log.faults[-1], "The last fault QEMU logged (one the kernel may have answered)"
-            fault = first and picture.Fault(first.address, first.pc, first.privilege != causes.kernel_privilege(run.arch),
+            fault = first and picture.Fault(first.address, first.pc, first.privilege != ARCHES[run.arch].kernel_privilege,
                                             first.describe(run.symbol_of), first.root, which)
             remains = next((r for r in ([run.remains] + self.kept_ram[::-1]) if r is not None and r.fd is not None), None)
             title = f"Pagoda: {os.path.basename(self.directory)} failed"

@@ -232,17 +232,12 @@ def entries_in_range(snap, kernel, arch, root, lo, hi):
     return sorted(out, key=lambda entry: (entry[1], entry[0]))
 
 
-def kernel_half_entries(snap, kernel, arch):
-    """entries_in_range() of the whole kernel half of the live kernel root."""
-    return entries_in_range(snap, kernel, arch, snap.root, layout_value(kernel, "kernel_half_base"), 1 << 64)
-
-
 def kernel_half_problems(snap, kernel, arch, what):
     """Problems of the kernel half's entries: @p what is 'user' (an entry at any level allows
     user access) or 'global' (a leaf is not global)."""
     bits = ARCHES[arch].kernel_half_bits
     try:
-        entries = kernel_half_entries(snap, kernel, arch)
+        entries = entries_in_range(snap, kernel, arch, snap.root, layout_value(kernel, "kernel_half_base"), 1 << 64)
     except WalkError as e:
         return [str(e)]
     if not entries:
