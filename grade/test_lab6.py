@@ -11,6 +11,7 @@ lines only label what the grader saw."""
 import re
 from dataclasses import dataclass
 
+from pagoda_core import elffile
 from pagoda_pt import contract as C
 from pagoda_grade import churn, lab_test
 from pagoda_grade.derived import value as derived
@@ -20,13 +21,13 @@ from pagoda_grade.forks import (ECHILD, EXIT_INFO_SIZE, baseline, bomb_script, c
                                 require, seen_first, signed32, usertests_case, wait_problem)
 from pagoda_grade.labtest import At, Call, Death, ProcTest, Return, Trace, signed
 from pagoda_grade.lifecycle import Deaths, fork_problems, fork_view, stalled_waits, unflushed, wider_than_record
-from pagoda_grade.processes import Pages, Refs, pid_of, processes
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.procaudit import Facts, read_error, result_address
-from pagoda_grade.processes import (HEX, Layout, count_used, parse_kills, parse_reaped, process_roots, registry,
-                                    user_elf, user_pages, user_symbol, writable_in_two, written)
+from pagoda_grade.processes import (HEX, Layout, Pages, Refs, count_used, parse_kills, parse_reaped, pid_of,
+                                    process_roots, processes, registry, user_elf, user_pages, user_symbol,
+                                    writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
-from pagoda_grade.symbols import address_of, fact, segments
+from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.vmas import read_records
 from pagoda_grade.watch import syscall_number, u64, user_text
 from pagoda_grade.witness import PAGE
@@ -190,7 +191,7 @@ def test_fork_basic(boot, kernel, arch):
         # wrong one changes what the later view sees), the later view.
         problems = fork_problems(at_fork) if at_fork else []
         if problems:
-            seen_first(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
+            seen_first(run, "\n  ".join(problems[:3]))
         stale = unflushed(flush, at_fork) if at_fork and flush else []
         if stale:
             watch.fail(run, f"right after fork, page {stale[0]:#x} (and {len(stale) - 1} more) was writable in the "
@@ -201,10 +202,10 @@ def test_fork_basic(boot, kernel, arch):
                             "narrowed entries: its batch)")
         cow = deaths_of(watch).cow_problems()
         if cow:
-            watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
+            watch.fail(run, "\n  ".join(cow[:3]))
         problems = fork_problems(at_fork, later) if at_fork else []
         if problems:
-            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
+            watch.fail(run, "\n  ".join(problems[:3]))
 
     run = t.boot(f"forktree:basic:{n}", script)
     # What the grader saw of the first fork comes first (even when the boot ended before the
@@ -246,11 +247,9 @@ def test_fork_basic(boot, kernel, arch):
                    rf"proof={proof(t.token, child_value(t.token, i) ^ c['pid']):016x}$", f"child {i}'s line")
     # Each wait's result and the status it wrote (read in user mode at its return) against the
     # code each child passed to exit (read at its exit call).
-    reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8]) & 0xffffffff) for pid, st in w["waits"] if pid > 0]
+    reaped = [(pid, *exit_info(st)) for pid, st in w["waits"] if pid > 0]
     for pid, code, how in reaped:
         want_code = w["exits"].get(pid)
-        if code >= 1 << 31:
-            code -= 1 << 32
         if want_code is not None and (how != 0 or code != want_code):
             watch.fail(run, f"wait returned child pid {pid} with the status how={how} code={code} (the ExitInfo it "
                             f"wrote, read in user mode at its return), but pid {pid} passed {want_code} to exit (read "
@@ -342,9 +341,8 @@ def test_fork_deep(boot, kernel, arch):
                "the chain's exit codes, each parent's = its child's + 1, collected by waitpid()")
     reaped = parse_reaped(run)
     codes = sorted(int(h.split()[-1]) for h in reaped.values() if h.startswith("exited with code"))
-    want = sorted([0] + [derived(t.token, "forktree_leaf_code") + k for k in range(DEEP)])
-    if codes != want:
-        watch.fail(run, f"expected the chain reaped with codes {want}; reaped: {reaped}")
+    if codes != [0] + want:
+        watch.fail(run, f"expected the chain reaped with codes {[0] + want}; reaped: {reaped}")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
 
@@ -474,7 +472,7 @@ def test_cow(boot, kernel, arch):
             roots = [parent] if name == "D" else [parent, child]
             pages = pages_in(snap, roots, vas + text + [kbuf])
             words = {va: [u64(snap.read_virt(va, 8, r)) for r in roots] for va in vas}
-            counts = {va: [refs.count(f) if f is not None else None for f, _ in pages[va]] for va in vas + [kbuf]}
+            counts = {va: [refs.count(f) for f, _ in pages[va]] for va in vas + [kbuf]}
             kpages = [snap.read_virt(kbuf, PAGE, r) for r in roots]
             shared = writable_in_two(snap, roots, watch.layout, {parent: "the parent's root", child: "the child's root"})
             if shared:
@@ -746,22 +744,15 @@ def test_fork_vmas(boot, kernel, arch):
                         **baseline(watch, t.guest))
         raise AssertionError("the forked child never made its yield calls")
 
-    elf = user_elf(kernel, arch, "forktree")
-    with open(elf, "rb") as f:
-        elf_data = f.read()
-    segs = segments(elf)
+    elf = elffile.elf(user_elf(kernel, arch, "forktree"))
 
     def image_bytes(va):
         """(start, end, bytes) of page @p va that the program's ELF file gives (zeros past a
         segment's file size); (0, 0, None) outside every segment."""
-        for s in segs:
+        for s in elf.segments:
             lo, hi = max(va, s.vaddr), min(va + PAGE, s.vaddr + s.memsz)
             if lo < hi:
-                data = bytearray(hi - lo)
-                f0, f1 = max(lo, s.vaddr), min(hi, s.vaddr + s.filesz)
-                if f0 < f1:
-                    data[f0 - lo:f1 - lo] = elf_data[s.offset + f0 - s.vaddr:s.offset + f1 - s.vaddr]
-                return lo - va, hi - va, bytes(data)
+                return lo - va, hi - va, elf.image_bytes(lo, hi - lo)
         return 0, 0, None
 
     run = t.boot(f"forktree:vmas:{maps}:{heap}:{stack}", script)
@@ -833,8 +824,7 @@ def test_cow_read(boot, kernel, arch):
     def look(snap, roots, buf):
         refs = Refs(snap, kernel)
         pages = pages_in(snap, roots, [buf, buf + PAGE])
-        return dict(pages=pages, counts={va: [refs.count(f) if f is not None else None for f, _ in row]
-                                         for va, row in pages.items()},
+        return dict(pages=pages, counts={va: [refs.count(f) for f, _ in row] for va, row in pages.items()},
                     bytes=[snap.read_virt(buf, 2 * PAGE, r) for r in roots])
 
     def script(snap):
@@ -1101,11 +1091,10 @@ def test_fork_runs(boot, kernel, arch):
     for flush, after in state.get("forks", []):
         if after is None or flush["all"]:
             continue
-        stale = sorted(va for va, (frame, writable) in flush["before"].items()
-                       if writable and after.get(va) == (frame, False) and va not in flush["pages"])
+        narrowed = sorted(va for va, (frame, writable) in flush["before"].items()
+                          if writable and after.get(va) == (frame, False))
+        stale = [va for va in narrowed if va not in flush["pages"]]
         if stale:
-            narrowed = sorted(va for va, (frame, writable) in flush["before"].items()
-                              if writable and after.get(va) == (frame, False))
             done = [va for va in narrowed if va in flush["pages"]]
             watch.fail(run, f"fork made {len(narrowed)} writable pages of the parent read-only but invalidated only "
                             f"{len(done)} of them ({', '.join(hex(v) for v in done[:4]) or 'none'}): page "
@@ -1242,12 +1231,13 @@ def test_orphan_wait(boot, kernel, arch):
     fail_on_killed_children(watch, run)
     events = w["events"]
     exits = [(pid, code) for what, pid, code in events if what == "exit"]
-    orphan = next((pid for pid, code in exits if code == derived(t.token, "forktree_orphan_code")), None)
+    orphan_code = derived(t.token, "forktree_orphan_code")
+    orphan = next((pid for pid, code in exits if code == orphan_code), None)
     a = next((pid for pid, code in exits if code == 0x44), None)
     waits = [(pid, code) for what, pid, code in events if what == "wait"]
     if orphan is None or a is None:
         watch.fail(run, f"the grader saw the exit calls {exits} (pid, code): expected the orphan's code "
-                        f"{derived(t.token, 'forktree_orphan_code')} and A's 0x44 among them")
+                        f"{orphan_code} and A's 0x44 among them")
     a_ended = next(i for i, e in enumerate(events) if e[0] == "exit" and e[1] == a)
     first_wait = next((i for i, e in enumerate(events) if e[0] == "wait"), None)
     if first_wait is None or first_wait > a_ended or waits[0][0] != orphan:
@@ -1257,11 +1247,10 @@ def test_orphan_wait(boot, kernel, arch):
                         + (" only after A ended" if first_wait is None or first_wait > a_ended else "")
                         + " (read in user mode at its return): the exit that hands pid 1 a zombie must wake it, if it "
                           "waits, to reap the orphan")
-    if [p for p, _ in waits[:2]] != [orphan, a] or [c for _, c in waits[:2]] != [derived(t.token, "forktree_orphan_code"), 0x44] \
-            or len(waits) < 3 or waits[2][0] != -ECHILD:
+    if waits[:2] != [(orphan, orphan_code), (a, 0x44)] or len(waits) < 3 or waits[2][0] != -ECHILD:
         watch.fail(run, f"pid 1's wait calls returned {waits} (pid, code: read in user mode); expected the orphan "
-                        f"{orphan} with {derived(t.token, 'forktree_orphan_code')}, then A {a} with 0x44, then -ECHILD")
-    run.expect(rf"^forktree: orphan: first the orphan code {derived(t.token, 'forktree_orphan_code')}, then A code 68, then -{ECHILD} "
+                        f"{orphan} with {orphan_code}, then A {a} with 0x44, then -ECHILD")
+    run.expect(rf"^forktree: orphan: first the orphan code {orphan_code}, then A code 68, then -{ECHILD} "
                rf"proof=[0-9a-f]{{16}}$", "pid 1's orphan line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
