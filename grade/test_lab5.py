@@ -16,6 +16,7 @@ VMA at all, no stack, a segment without its bss, ...) is not failed there, but n
 when a test fails later (a kill at an address the record should have covered)."""
 import re
 
+from pagoda_core import elffile
 from pagoda_pt import contract
 from pagoda_grade import lab_test, programs
 from pagoda_grade.derived import value as derived
@@ -52,9 +53,7 @@ def test_lazy(boot, kernel, arch):
     w = t.start(f"vmas:lazy:{count}", script)
     m = t.expect(rf"^vmas: lazy: 64 MiB at ({HEX}); user frames (\d+) -> (\d+) -> (\d+);", "vmas's lazy line")
     at = int(m[1], 16)
-    want = {}
-    for i in range(count):
-        want[at + derived(t.token, "vmas_lazy_page", i) * PAGE] = i + 1
+    want = {at + derived(t.token, "vmas_lazy_page", i) * PAGE: i + 1 for i in range(count)}
     if w["high"] != want:
         t.fail(f"after touching {len(set(want))} pages of a 64 MiB mapping at {at:#x}, the grader's walk of the "
                f"root finds {len(w['high'])} mapped in the mmap area "
@@ -100,7 +99,6 @@ def test_bss_data(boot, kernel, arch):
     nonzero = [i for i in range(600) if u64(w["bss"][i * 8:i * 8 + 8])]
     if nonzero:
         first = bss + nonzero[0] * 8
-        seg = next((g for g in segments(user_elf(kernel, arch, "vmas")) if g.vaddr <= data < g.vaddr + g.memsz), None)
         file_word = embedded_bytes(kernel, arch, "vmas", seg.offset + (first - seg.vaddr), 8) if seg else None
         value = u64(w["bss"][nonzero[0] * 8:nonzero[0] * 8 + 8])
         # A page wholly past the file bytes gets no file byte at all, whatever populate copies for the shared
@@ -652,17 +650,14 @@ def test_image_cut(boot, kernel, arch):
     def script(started):
         snap = t.call("VmaList").snap   # after the cut and every read
         root = snap.lower_root
-        pages = {}
-        for p in range(TABLE_PAGES):
-            w = snap.walk(table + p * PAGE, root)
-            pages[p] = (w.perms.rwx(), snap.read_phys(w.pa, PAGE)) if w.mapped else None
+        walks = {p: snap.walk(table + p * PAGE, root) for p in range(TABLE_PAGES)}
+        pages = {p: (w.perms.rwx(), snap.read_phys(w.pa, PAGE)) if w.mapped else None for p, w in walks.items()}
         return dict(record=read_records(snap, kernel).get(1), pages=pages)
 
     w = t.start(f"vmas:cut:{cut}", script)
     record, pages = w["record"], w["pages"]
     t.check(record_broken(record) and f"{record_broken(record)}; after vmas's munmap in the middle of its image")
-    with open(elf, "rb") as f:
-        data = f.read()
+    data = elffile.elf(elf).data
 
     def file_offset(va):
         return seg.offset + (va - seg.vaddr)
@@ -832,10 +827,8 @@ def test_merge_back(boot, kernel, arch):
         record = read_records(snap, kernel).get(1)
         b = snap.walk(bss_page, root)
         bss = (b.perms.rwx(), snap.read_phys(b.pa, PAGE)) if b.mapped else None
-        pages = {}
-        for p in range(TABLE_PAGES):
-            w = snap.walk(table + p * PAGE, root)
-            pages[p] = snap.read_phys(w.pa, PAGE) if w.mapped else None
+        walks = {p: snap.walk(table + p * PAGE, root) for p in range(TABLE_PAGES)}
+        pages = {p: snap.read_phys(w.pa, PAGE) if w.mapped else None for p, w in walks.items()}
         anon = [v for v in (record.vmas if record else []) if in_area(v.start) and v.kind == KIND_ANONYMOUS]
         return dict(record=record, pages=pages, anon=anon, bss=bss)
 
@@ -877,8 +870,7 @@ def test_merge_back(boot, kernel, arch):
                f"region as {record.describe(start, end)} (read from guest RAM); expected the segment's one "
                f"region [{start:#x}, {end:#x}) with file offset {seg.offset - (seg.vaddr - start):#x}: the "
                "parts must be joined back (mergeable image neighbours: file offsets that follow on)")
-    with open(elf, "rb") as f:
-        data = f.read()
+    data = elffile.elf(elf).data
     for p in range(TABLE_PAGES):
         va = table + p * PAGE
         want = data[seg.offset + va - seg.vaddr:seg.offset + va - seg.vaddr + PAGE]
