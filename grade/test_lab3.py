@@ -11,13 +11,14 @@ made, before any runs): the kernel half shared with the kernel root, and every k
 mapped in every root. So the two classic failures of this lab are named before the machine
 dies of them, whether the kernel's pre-switch check is on or off (vm_check=off)."""
 import re
+from collections import Counter
 
 from pagoda_core import qemu
 
 from pagoda_pt import contract as C
 from pagoda_grade import churn, lab_test
 from pagoda_grade.derived import hello_line, tag, value as derived
-from pagoda_grade.labtest import ProcTest
+from pagoda_grade.labtest import ProcTest, signed
 from pagoda_grade.preempt import SpinProgress, preemption_problem, short_turn_problem, trace_preemption, wait_for_ticker_end
 from pagoda_grade.processes import (HEX, Layout, count_used, is_used, kernel_faults, parse_kills, parse_reaped,
                                     process_roots, table_frames, user_page_frames, user_symbol, written)
@@ -242,11 +243,7 @@ def test_preempt_user(boot, kernel, arch):
         if not any(e.root == root for e in user_ticks):
             run.fail(f"QEMU's log shows no timer interrupt taken in ring 3 inside spin's loop with root {root:#x}: the "
                      "spinner was never preempted from user mode")
-    got = {}
-    for line in run.lines:
-        m = TICKER_LINE.match(line)
-        if m:
-            got[int(m[2])] = m
+    got = {int(m[2]): m for m in map(TICKER_LINE.match, run.lines) if m}
     for i in range(1, lines + 1):
         m = got.get(i)
         if m is None:
@@ -322,11 +319,9 @@ def test_kernel_probes(boot, kernel, arch):
     run.check("problem" in w and w["problem"])
     walks, heap = w["walks"], w["heap"]
     kills = parse_kills(run)
-    pids = {}
-    for line in run.lines:
-        m = re.match(rf"^probe: pid (\d+) (reads|executes its data at|writes its text at) ({HEX})$", line)
-        if m:
-            pids[(m[2], int(m[3], 16))] = int(m[1])
+    said = (re.match(rf"^probe: pid (\d+) (reads|executes its data at|writes its text at) ({HEX})$", line)
+            for line in run.lines)
+    pids = {(m[2], int(m[3], 16)): int(m[1]) for m in said if m}
     cases = [(what, "reads", a) for what, a in targets + [("the kernel heap", heap)]]
     cases += [("its own data (execute)", "executes its data at", data_code),
               ("its own text (write)", "writes its text at", read_at.address)]
@@ -475,10 +470,8 @@ def test_privileged(boot, kernel, arch):
         bad.fail(f"badcall's system call carried {', '.join(f'{v:#x}' for v in at_call)} in its argument registers "
                  f"at the call, not the arguments the grader gave it ({', '.join(f'{v:#x}' for v in values)}): "
                  "the arguments did not reach the program (argv)")
-    problem = syscall_args_problem(arch, proc, w["entry"], w["received"])
-    if problem:
-        bad.fail(problem)
-    result = w["result"] - (1 << 64) if w["result"] >> 63 else w["result"]
+    bad.check(syscall_args_problem(arch, proc, w["entry"], w["received"]))
+    result = signed(w["result"])
     if result != -ENOSYS:
         bad.fail(f"system call {number:#x} returned {result} to user mode (read in ring 3 at {w['pc']:#x}), "
                  f"expected -{ENOSYS} (ENOSYS)")
@@ -725,9 +718,7 @@ def test_exit_frees(boot, kernel, arch):
                  + (f" (the kernel refused {len(refused)} program(s): {refused[0]})" if refused else ""))
     if still:
         # What kinds leaked says which part of the teardown is missing.
-        kinds = {}
-        for _, kind, _ in still:
-            kinds[kind] = kinds.get(kind, 0) + 1
+        kinds = Counter(kind for _, kind, _ in still)
         missing = {"a user page": "the user pages (free_user_pages)",
                    "a page table": "the user half's page tables", "the root": "the roots (~AddressSpace)",
                    "a kernel stack page": "the kernel stacks (destroy_kernel_stack)"}
