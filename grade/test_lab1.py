@@ -3,6 +3,7 @@
 Every test here takes its inputs from the grader (chosen at run time) and checks the effect from
 outside: QEMU's exception log, and the live page tables the grader walks itself while it holds the
 guest stopped. What each test witnesses and what it still believes: docs/grader.md."""
+import itertools
 import re
 import struct
 
@@ -43,20 +44,15 @@ def boot_translate(boot, kernel, arch):
 
     def script(guest):
         snap = guest.stop_at(C.GRADER_STOP)
-        chosen = {}
-        for region in kernel_image_regions(kernel):
-            chosen[region.what] = t.pick(f"translate {region.what}", region.content[0], region.content[1] - 1)
+        chosen = {region.what: t.pick(f"translate {region.what}", region.content[0], region.content[1] - 1)
+                  for region in kernel_image_regions(kernel)}
         entries, top = snap.top_level_entries(snap.lower_root), top_level(kernel)
         empty = [i for i in range(1, top.lower_entries) if not model.present(entries[i])]
         slot = empty[t.pick("translate slot", 0, len(empty) - 1)]
         chosen["unmapped at the top level"] = (slot << top.shift) + pick_page(
             t.token, "translate top", [(0, 1 << top.shift)])[0]
-        near = []
-        for run in snap.dump():
-            for va in (run.va_end, run.va_start - PAGE):
-                w = snap.walk(va)
-                if not w.mapped and len(w.levels) > 1 and stop_words(w.stop_reason):
-                    near.append(va)
+        near = [va for run in snap.dump() for va in (run.va_end, run.va_start - PAGE)
+                if not (w := snap.walk(va)).mapped and len(w.levels) > 1 and stop_words(w.stop_reason)]
         if near:
             chosen["unmapped below the top level"] = near[t.pick("translate near", 0, len(near) - 1)]
         walks = {what: snap.walk(va) for what, va in chosen.items()}
@@ -309,12 +305,8 @@ def test_stale_tlb(boot, kernel, arch):
 
     def reads_at(snap, first, count, what):
         reads = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(2), 8 * count))
-        problems = []
-        for i, value in enumerate(reads):
-            stale = stale_read(snap, first + i * PAGE, value)
-            if stale:
-                problems.append(f"{what} {i}: {stale}")
-        return problems
+        return [f"{what} {i}: {stale}" for i, value in enumerate(reads)
+                if (stale := stale_read(snap, first + i * PAGE, value))]
 
     def script(guest):
         snap = guest.stop_at(C.CHECKPOINT)
@@ -451,8 +443,7 @@ def test_frames_next_fit(boot, kernel, arch):
                  f"back, the allocator handed out {following:#x}: next fit goes on after the last frame it "
                  "found instead of searching from the start again (the grader read the frames from guest RAM)")
     if seen["wrap"] is not None:
-        problem = wrap_problem(*seen["wrap"])
-        run.check(problem)
+        run.check(wrap_problem(*seen["wrap"]))
     run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
                "every frame given back ('fit: ... free frames before N after N')")
     run.expect_outcome("success")
@@ -470,8 +461,7 @@ def test_frames_limit(boot, kernel, arch):
     if above:
         run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
                  f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
-    problem = edge_problem(seen["edge"], seen["edge_below"], seen["edges"], seen["edge_seen"])
-    run.check(problem)
+    run.check(edge_problem(seen["edge"], seen["edge_below"], seen["edges"], seen["edge_seen"]))
     run.expect_outcome("success")
 
 
@@ -548,9 +538,7 @@ def test_vmprint_matches(boot, kernel, arch):
                for p in (VMPRINT_LINE.match(l) for l in run.lines) if p]
     expected = [(level, va, e & ~hardware) for level, va, e, _ in seen["entries"]]
     problems = []
-    for i in range(max(len(printed), len(expected))):
-        got = printed[i] if i < len(printed) else None
-        want = expected[i] if i < len(expected) else None
+    for i, (got, want) in enumerate(itertools.zip_longest(printed, expected)):
         if got == want:
             continue
         if want is None:
