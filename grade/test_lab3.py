@@ -334,34 +334,28 @@ def test_kernel_probes(boot, kernel, arch):
             watch.fail(run, f"the probe of {what} ({address:#x}, pid {pid}) was not killed (no 'proc {pid} (probe): "
                             "killed: ...' line)")
         k = kills[pid]
+        want = dict(address=address, pc=read_at.address, how="page fault")
         if verb == "reads" and address >> 47 not in (0, (1 << 17) - 1):
             vector, error, mask = fault_expectation(arch, noncanonical=True)
-            if arch == "x86_64":
-                want = dict(address=None, how="protection fault", reason=None)
-                if noncanonical_as_page_fault(faults, read_at.address, address, proc):
-                    # What the CPU did, not the kernel: only the CPU writes CR2.
-                    boot.note("this QEMU takes a page fault (CR2 = the address), not #GP, for a user access "
-                              "to a non-canonical address (QEMU 8.2's TCG; a real x86 CPU takes #GP): "
-                              "the kernel must say so as a page fault")
-                    vector, error, mask = fault_expectation(arch, mapped=False)
-                    want = dict(address=address, how="page fault", reason="non-canonical address")
-            else:
-                want = dict(address=address, how="page fault", reason="non-canonical address")
-            want.update(vector=vector, error=error, mask=mask, pc=read_at.address)
+            want["reason"] = "non-canonical address"
+            if arch == "x86_64" and noncanonical_as_page_fault(faults, read_at.address, address, proc):
+                # What the CPU did, not the kernel: only the CPU writes CR2.
+                boot.note("this QEMU takes a page fault (CR2 = the address), not #GP, for a user access "
+                          "to a non-canonical address (QEMU 8.2's TCG; a real x86 CPU takes #GP): "
+                          "the kernel must say so as a page fault")
+                vector, error, mask = fault_expectation(arch, mapped=False)
+            elif arch == "x86_64":
+                want.update(address=None, how="protection fault", reason=None)
         elif verb == "reads":
-            walk = walks[address]
-            vector, error, mask = fault_expectation(arch, mapped=walk.mapped)
-            reason = "user access to supervisor page" if walk.mapped else None
-            want = dict(vector=vector, error=error, mask=mask, address=address, pc=read_at.address, how="page fault",
-                        reason=reason)
+            vector, error, mask = fault_expectation(arch, mapped=walks[address].mapped)
+            want["reason"] = "user access to supervisor page" if walks[address].mapped else None
         elif verb == "executes its data at":
             vector, error, mask = fault_expectation(arch, fetch=True)
-            want = dict(vector=vector, error=error, mask=mask, address=address, pc=address, how="page fault",
-                        reason="execute of NX page")
+            want.update(pc=address, reason="execute of NX page")
         else:
             vector, error, mask = fault_expectation(arch, write=True)
-            want = dict(vector=vector, error=error, mask=mask, address=address, pc=write_at.address, how="page fault",
-                        reason="write to read-only page")
+            want.update(pc=write_at.address, reason="write to read-only page")
+        want.update(vector=vector, error=error, mask=mask)
         logged = [f for f in faults if f.vector == want["vector"] and f.pc == want["pc"] and
                   (want["address"] is None or f.address == want["address"])]
         if not logged:
