@@ -421,14 +421,8 @@ def test_exec_args(boot, kernel, arch):
 
 def pages_in(snap, roots, vas):
     """{va: [(frame, writable) per root]} through the grader's walk of each root."""
-    out = {}
-    for va in vas:
-        row = []
-        for root in roots:
-            w = snap.walk(va, root)
-            row.append((w.pa, bool(w.perms and w.perms.write)) if w.mapped else (None, False))
-        out[va] = row
-    return out
+    return {va: [(w.pa, bool(w.perms and w.perms.write)) if w.mapped else (None, False)
+                 for w in (snap.walk(va, root) for root in roots)] for va in vas}
 
 
 @lab_test(6, "cow")
@@ -1010,11 +1004,8 @@ def test_fork_prot_none(boot, kernel, arch):
 def mmap_pages(snap, root, kernel):
     """{va: (frame, first word, writable)} of the pages @p root maps in the mmap area (guest RAM)."""
     base = fact(kernel, "mmap_base")
-    out = {}
-    for va, (frame, writable) in Pages.of(snap, root).items():
-        if base <= va < base + (1 << 36):
-            out[va] = (frame, u64(snap.read_phys(frame, 8)), writable)
-    return out
+    return {va: (frame, u64(snap.read_phys(frame, 8)), writable)
+            for va, (frame, writable) in Pages.of(snap, root).items() if base <= va < base + (1 << 36)}
 
 
 def widened_shared(snap, kernel, parent, child):
