@@ -256,7 +256,7 @@ void case_wait() {
   probe("waitpid of the yielding child while its sibling has ended", Syscall::Wait, late, kExact, u64(late), va(&info),
         0);
   if (info.how != u32(abi::Termination::Exited) || info.code != late_code) ++g_wrong;
-  // It ended before its sibling did (that one slept): no-hang finds it ended and reaps it.
+  // It ended before its sibling did (that one yielded until then): no-hang finds it ended and reaps it.
   probe("waitpid with no-hang of the child that ended first", Syscall::Wait, early, kExact, u64(early), va(&info),
         abi::kWaitNoHang);
   if (info.how != u32(abi::Termination::Exited) || info.code != early_code) ++g_wrong;
